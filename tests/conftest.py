@@ -1,0 +1,22 @@
+"""Shared fixtures: offline, fast mode, and a tiny model built once per session in a temp cache."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ALIGNKIT_MODE", "fast")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """A cache folder holding the 'test' preset's tokenizer, base and SFT models."""
+    return tmp_path_factory.mktemp("alignkit-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_sft(tiny_cache):
+    """(model, tokenizer) of the 'test' preset's SFT model on CPU (seconds to build)."""
+    from shared_utils import models
+    return models.sft_model("test", device=torch.device("cpu"), root=tiny_cache)
