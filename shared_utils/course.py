@@ -92,13 +92,21 @@ def validate(path: str | Path) -> bool:
             print("-" * 60)
             print(cell.get("source", "").strip()[:800])
             if cell.get("error"):
-                print(cell["error"][-1500:])
+                print(_plain(cell["error"])[-1500:])
         return False
     if results.get("passed"):
         print(f"{path}: the notebook passes all visible tests it contains.")
     else:
         print(f"{path}: validated (no failing cells).")
     return True
+
+
+def _plain(text: str) -> str:
+    """Validator errors come as HTML with ANSI colours: keep only the text."""
+    import html
+    import re
+    text = re.sub(r"<[^>]+>", "", text)
+    return re.sub(r"\x1b\[[0-9;]*m", "", html.unescape(text))
 
 
 def _validator_config():
