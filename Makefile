@@ -21,7 +21,8 @@ models: install  ## build the cached tokenizer, base LM and SFT model (≈ 90 s 
 	$(PY) -m shared_utils.models
 
 lab: models  ## open JupyterLab on lectures/ (NO_BROWSER=1 for a headless server over SSH)
-	$(VENV)/bin/jupyter lab lectures/ $(if $(NO_BROWSER),--no-browser --ip=127.0.0.1,)
+	$(VENV)/bin/jupyter lab lectures/ $(if $(NO_BROWSER),--no-browser --ip=127.0.0.1,) \
+		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab-headless:
 	$(MAKE) lab NO_BROWSER=1

@@ -161,6 +161,39 @@ def grade_submission(submission: str | Path, assignment: str, student: str = "st
     return GradeReport(cells)
 
 
+def autograde_all(root: Path | None = None) -> bool:
+    """Autograde every submission under ``root``/submitted/<student>/<assignment>/.
+
+    The gradebook learns each assignment's graded cells from its source notebook first
+    (``generate_assignment``, which rewrites the same release), then ``autograde`` runs with
+    ``--create`` so new students are added. Returns False if nbgrader failed for an assignment.
+    """
+    root = Path(root or ROOT)
+    submitted = root / "submitted"
+    names = sorted({p.name for p in submitted.glob("*/*") if p.is_dir()}) if submitted.is_dir() else []
+    if not names:
+        print("nothing to grade: put submissions in submitted/<student>/<assignment>/ "
+              "(nbgrader collect or zip_collect does this)")
+        return False
+    ok = True
+    for name in names:
+        _nbgrader(["generate_assignment", name, "--force"], cwd=root)
+        proc = _nbgrader(["autograde", name, "--create", "--force"], cwd=root, check=False)
+        print(f"== {name}: autograde exited {proc.returncode}")
+        print((proc.stdout + proc.stderr)[-4000:])
+        ok &= proc.returncode == 0
+    return ok
+
+
+def export_grades(root: Path | None = None) -> Path | None:
+    """Write ``root``/grades.csv from the gradebook (one row per student and assignment)."""
+    root = Path(root or ROOT)
+    out = root / "grades.csv"
+    proc = _nbgrader(["export", "--to", str(out)], cwd=root, check=False)
+    print((proc.stdout + proc.stderr)[-2000:])
+    return out if proc.returncode == 0 and out.exists() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared_utils.course", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,18 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give a notebook: make validate NB=path/to/notebook.ipynb")
         return 0 if validate(args.path) else 1
     if args.command == "autograde":
-        if not (ROOT / "submitted").is_dir():
-            print("nothing to grade: put submissions in submitted/<student>/<assignment>/ "
-                  "(nbgrader collect or zip_collect does this)")
-            return 1
-        for name in assignment_names():
-            proc = _nbgrader(["autograde", name, "--create"], cwd=ROOT, check=False)
-            print(proc.stdout + proc.stderr)
-        return 0
+        return 0 if autograde_all() else 1
     if args.command == "export":
-        proc = _nbgrader(["export", "--to", "grades.csv"], cwd=ROOT, check=False)
-        print(proc.stdout + proc.stderr)
-        return proc.returncode
+        return 0 if export_grades() else 1
     return 2
 
 

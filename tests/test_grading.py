@@ -148,3 +148,23 @@ def test_validate_reports_failure_with_exit_code(tmp_path):
     cell.source = "assert 1 + 1 == 2"
     nbformat.write(nb, path)
     assert course.main(["validate", str(path)]) == 0
+
+
+@pytest.mark.slow
+def test_instructor_loop_autograde_and_export(tmp_path):
+    """`make grade` + `make export` on a course folder: submitted/ → gradebook → grades.csv."""
+    import csv
+    import shutil
+    name = NAMES[0]
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    shutil.copytree(ROOT / "solutions" / name, tmp_path / "solutions" / name)
+    for student, replacements in [("alice", {}), ("bob", None)]:
+        target = tmp_path / "submitted" / student / name
+        target.mkdir(parents=True)
+        src = _nb_path(ROOT / "assignments", name) if replacements is None else _filled_release(name, {}, tmp_path)
+        shutil.copy(src, target / _nb_path(ROOT / "solutions", name).name)
+    assert course.autograde_all(tmp_path)
+    out = course.export_grades(tmp_path)
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out))}
+    assert float(rows["alice"]["score"]) == float(rows["alice"]["max_score"]) > 0
+    assert float(rows["bob"]["score"]) == 0
