@@ -70,7 +70,7 @@ def reference_reward(sample_rewards: torch.Tensor, quantile: float = 0.85) -> to
     The rows are rewards of k samples of the base (SFT) policy for one prompt; the quantile
     interpolates linearly between order statistics (``torch.quantile``'s default, = numpy's).
     Wang et al. 2024 take the 85th percentile for one reward and the median of each reward
-    when combining several (Sec. 3 and 5).
+    when combining several.
     """
     _check_samples(sample_rewards)
     if not 0.0 <= float(quantile) <= 1.0:
