@@ -53,7 +53,7 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tenso
     if labels.shape[1] < 2:
         raise ValueError("sequences need at least 2 positions (a prompt token and a response token).")
     logits, labels, mask = logits[:, :-1], labels[:, 1:], mask[:, 1:]           # shift: t predicts t+1
-    logps = torch.log_softmax(logits.float(), dim=-1)                          # (B, L−1, V)
+    logps = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (B, L−1, V)
     token = logps.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)          # (B, L−1)
     return (token * mask.to(token.dtype)).sum(-1)                              # (B,)
 
@@ -202,7 +202,7 @@ class DPOTrainConfig:
 
 
 DPO_PRESETS = {
-    "fast": DPOTrainConfig(beta=0.1, lr=1e-4, batch_size=16, steps=60),
+    "fast": DPOTrainConfig(beta=0.1, lr=5e-5, batch_size=16, steps=60),
     "full": DPOTrainConfig(beta=0.1, lr=5e-5, batch_size=32, steps=400, eval_every=50),
 }
 
