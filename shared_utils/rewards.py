@@ -182,14 +182,16 @@ def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor, device) -> dict[str
 def train_reward_model(model, tokenizer, dataset, epochs: float = 2.0, lr: float = 3e-4,
                        batch_size: int = 32, device=None, loss_fn: LossFn = bradley_terry_loss,
                        max_steps: int | None = None, eval_dataset=None, max_len: int | None = None,
-                       seed: int = 0, warmup: int = 10, desc: str = "reward model") -> dict[str, list]:
+                       seed: int = 0, warmup: int = 10, desc: str = "reward model",
+                       progress: bool = True) -> dict[str, list]:
     """Fit ``model`` (a ``*ForSequenceClassification``, num_labels = 1) to preference pairs, in place.
 
     AdamW with linear warm-up and cosine decay over ``epochs`` passes (or ``max_steps`` steps,
     whichever is fewer), gradient clipping at 1. Each step takes a batch of pairs and one
     optimizer step on ``loss_fn(chosen_rewards, rejected_rewards[, margin])`` — e.g.
     :func:`bradley_terry_loss` or a student's version of it. With ``eval_dataset`` the model is
-    evaluated (:func:`evaluate_reward_model`) after training.
+    evaluated (:func:`evaluate_reward_model`) after training. ``progress=False`` hides the
+    progress bar (nbgrader gives no credit to a test cell that writes to stderr).
 
     Returns a history: ``loss`` and ``accuracy`` (of each training batch, against the
     annotators' labels), ``step``; and ``eval`` (a dict) if ``eval_dataset`` was given.
@@ -213,7 +215,7 @@ def train_reward_model(model, tokenizer, dataset, epochs: float = 2.0, lr: float
     order = torch.cat([torch.randperm(n, generator=g) for _ in range(math.ceil(steps * batch_size / n) + 1)])
     hist: dict[str, list] = {"step": [], "loss": [], "accuracy": []}
     model.train()
-    for step in tqdm(range(steps), desc=desc, leave=False):
+    for step in tqdm(range(steps), desc=desc, leave=False, disable=not progress):
         batch = _batch(data, order[step * batch_size:(step + 1) * batch_size], device)
         loss, chosen, rejected = pair_loss(model, batch, loss_fn)
         opt.zero_grad(set_to_none=True)
