@@ -524,14 +524,70 @@ def pack_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str],
     return {"input_ids": out, "attention_mask": mask, "labels": labels}
 
 
+@dataclass(frozen=True)
+class FocusPreset:
+    """A second training stage of the feedback model on a transcript-heavy corpus, with the loss on
+    what the model must write (critique, revision, answer) — not on the conversation it reads.
+
+    Fields: corpus (CorpusConfig), epochs (float), lr (float), batch_size (int).
+    """
+    corpus: CorpusConfig
+    epochs: float = 1.0
+    lr: float = 1.5e-3
+    batch_size: int = 16
+
+
+FOCUS_PRESETS = {
+    "fast": FocusPreset(CorpusConfig(n_examples=6000, frac_transcripts=0.5, frac_direct=0.05,
+                                     frac_counterfactual=0.15, frac_choice=0.2)),
+    "full": FocusPreset(CorpusConfig(n_examples=20000, frac_transcripts=0.5, frac_direct=0.05,
+                                     frac_counterfactual=0.15, frac_choice=0.2), lr=5e-4, batch_size=32),
+}
+
+
+def _loss_on_outputs(corpus: dict[str, list]) -> list[tuple[str, str, bool]]:
+    """(prompt, completion, loss_on_prompt) rows: transcripts lose their conversation from the loss."""
+    rows = []
+    for text in corpus["full"]:
+        for marker in (f"\n{CRITIQUE}", f"\n{REVISION}"):
+            if marker in text:
+                cut = text.index(marker) + len(marker)
+                rows.append((text[:cut], text[cut:], False))
+                break
+        else:
+            rows.append((text, "", True))
+    return rows + [(a, b, False) for a, b in corpus["prompted"]]
+
+
 def feedback_model_path(preset: str | None = None, seed: int = 0, root: Path | None = None,
                         device=None) -> Path:
-    """Folder of the cached CAI feedback model (built on first use: ≈ 2–3 min in fast mode).
+    """Folder of the cached CAI feedback model (built on first use; see :data:`FEEDBACK_PRESETS`).
 
-    Its tokenizer is trained on the same corpus, so the formats' words are single tokens.
+    Stage 1 trains a tiny GPT-2 from scratch on :func:`cai_corpus` (its tokenizer is trained on the
+    same corpus, so the formats' words are single tokens); stage 2 (:data:`FOCUS_PRESETS`, where the
+    preset has one) continues on a transcript-heavy corpus with the loss on the model's outputs.
     """
     name, p = _feedback_preset(preset)
     device = device or runtime.get_device()
+    stage1 = _stage1_path(name, p, seed, root, device)
+    focus = FOCUS_PRESETS.get(name)
+    if focus is None:
+        return stage1
+
+    def build(folder: Path):
+        model, tok = models.load_causal_lm(stage1, device)
+        rows = _loss_on_outputs(cai_corpus(focus.corpus, seed + 1))
+        data = pack_examples(tok, *zip(*rows), max_len=p.model.n_positions)
+        losses = models.train_lm(model, data, focus.epochs, focus.batch_size, focus.lr, device, seed + 1,
+                                 "CAI feedback model, stage 2")
+        model.save_pretrained(folder); tok.save_pretrained(folder)
+        (folder / "losses.json").write_text(json.dumps(models.training_losses(stage1) + losses))
+
+    return models.cached("cai_feedback_focus", {"stage1": stage1.name, "focus": asdict(focus), "seed": seed},
+                         build, root)
+
+
+def _stage1_path(name: str, p: FeedbackPreset, seed: int, root, device) -> Path:
 
     def build(folder: Path):
         corpus = cai_corpus(p.corpus, seed)
@@ -613,13 +669,33 @@ def cut_at_stop(text: str, stop: Sequence[str] = STOP) -> str:
     return text[:cut].strip()
 
 
+def context_length(model) -> int | None:
+    """The model's maximum number of positions (``n_positions`` or ``max_position_embeddings``), if known."""
+    config = getattr(model, "config", None)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def fit_prompt(tokenizer, prompt: str, max_tokens: int | None) -> str:
+    """``prompt`` cut to its last ``max_tokens`` tokens (unchanged if it fits or ``max_tokens`` is None).
+
+    A tiny model's context is short; a long critique or list can overflow it. Keeping the end
+    keeps the request the model must answer."""
+    if max_tokens is None:
+        return prompt
+    if max_tokens < 1:
+        raise ValueError(f"no room for the prompt: max_tokens={max_tokens}; lower max_new_tokens.")
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return prompt if len(ids) <= max_tokens else tokenizer.decode(ids[-max_tokens:])
+
+
 def make_generate_fn(model, tokenizer, max_new_tokens: int = 96, temperature: float = 0.0,
                      seed: int = 0, batch_size: int = 128, chat_template: bool = False,
                      stop: Sequence[str] = STOP):
     """``generate_fn(prompt) -> str`` over any causal LM + tokenizer (the kit's or an instruct model).
 
     Greedy by default; the text is cut where the format's next line would start (``stop``), as
-    the kit's model writes whole transcripts. The returned function also has
+    the kit's model writes whole transcripts; prompts too long for the model's context keep their
+    last tokens (:func:`fit_prompt`). The returned function also has
     ``.batch(prompts) -> list[str]`` (one batched :func:`sampling.generate` call). With
     ``chat_template`` the prompt is sent as one user message through the tokenizer's chat template
     (for instruct models on Colab; e.g. ``models.load_causal_lm('Qwen/Qwen2.5-0.5B-Instruct')``).
@@ -628,11 +704,14 @@ def make_generate_fn(model, tokenizer, max_new_tokens: int = 96, temperature: fl
         raise ValueError("this tokenizer has no chat template; use chat_template=False.")
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
 
+    limit = context_length(model)
+    budget = None if limit is None else limit - max_new_tokens
+
     def wrap(p: str) -> str:
-        if not chat_template:
-            return p
-        return tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                             add_generation_prompt=True)
+        if chat_template:
+            p = tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                              add_generation_prompt=True)
+        return fit_prompt(tokenizer, p, budget)
 
     def batch(prompts: list[str]) -> list[str]:
         if not prompts:
@@ -712,7 +791,9 @@ def choice_logps(model, tokenizer, conversations: Sequence[str], responses_a: Se
     n = len(conversations)
     if not n or len(responses_a) != n or len(responses_b) != n:
         raise ValueError("need equally many (≥ 1) conversations, responses_a and responses_b.")
-    prompts = [build_choice_prompt(c, a, b, principle) for c, a, b in zip(conversations, responses_a, responses_b)]
+    limit = context_length(model)
+    prompts = [fit_prompt(tokenizer, build_choice_prompt(c, a, b, principle), limit and limit - 8)
+               for c, a, b in zip(conversations, responses_a, responses_b)]
     out = []
     for answer in ANSWERS:
         rows = []
