@@ -202,7 +202,7 @@ class DPOTrainConfig:
 
 
 DPO_PRESETS = {
-    "fast": DPOTrainConfig(beta=0.1, lr=5e-5, batch_size=16, steps=60),
+    "fast": DPOTrainConfig(beta=0.1, lr=5e-5, batch_size=16, steps=60, eval_every=30),
     "full": DPOTrainConfig(beta=0.1, lr=5e-5, batch_size=32, steps=400, eval_every=50),
 }
 
