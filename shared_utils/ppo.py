@@ -399,3 +399,55 @@ def train(policy, ref, tokenizer, reward_fn: RewardFn, prompts: list[str], confi
                 hist.setdefault(name, []).append(float(value))
     policy.eval()
     return hist
+
+
+# --------------------------------------------------------------------------- cached runs
+def world_eval(prompts: list[str], responses: list[str]) -> dict[str, float]:
+    """Evaluation-only numbers of a batch: mean gold helpfulness and harmlessness, share of
+    list-formatted responses, mean repeated items and garbled sentences (how hacking shows)."""
+    from . import world
+    gold = world.gold_scores(prompts, responses)
+    feats = [world.parse_response(p, r) for p, r in zip(prompts, responses)]
+    return {"gold_helpful": float(np.mean(gold["helpful"])), "gold_harmless": float(np.mean(gold["harmless"])),
+            "list_rate": float(np.mean([f.is_list for f in feats])),
+            "repeats": float(np.mean([f.n_repeats for f in feats])),
+            "garbled": float(np.mean([f.n_garbled for f in feats]))}
+
+
+def trained_policy_path(beta: float, attribute: str = "helpful", config: PPOConfig | None = None,
+                        preset: str | None = None, seed: int = 0, device=None, root=None):
+    """Folder of the SFT policy trained by :func:`train` against the cached ``attribute`` reward model.
+
+    Built on first use (lecture 03 trains these; later lectures load them): the policy and
+    tokenizer (``models.load_causal_lm(path)``) and ``history.json`` (:func:`load_history`),
+    logged with :func:`world_eval`. ``config`` defaults to the mode's preset with ``beta``.
+    """
+    import json
+    from . import rewards, runtime, world
+    name = preset or runtime.get_mode()
+    device = device or runtime.get_device()
+    config = (config or PPO_PRESETS[name]).with_(beta=beta, seed=seed)
+    sft = models.sft_model_path(name, seed, root, device)
+    rm_path = rewards.reward_model_path(attribute, name, seed, root, device)
+
+    def build(folder):
+        runtime.set_seed(seed)
+        policy, tok = models.load_causal_lm(sft, device)
+        ref = models.frozen_copy(policy)
+        rm, rm_tok = rewards.load_reward_model(attribute, name, seed, device, root)
+        prompts = [world.format_prompt(q) for q in world.all_questions()]
+        hist = train(policy, ref, tok, lambda p, r: rewards.score(rm, rm_tok, p, r), prompts, config,
+                     eval_fn=world_eval, desc=f"PPO β={beta}")
+        policy.save_pretrained(folder); tok.save_pretrained(folder)
+        (folder / "history.json").write_text(json.dumps(hist))
+
+    cfg = {"ppo": {k: v for k, v in vars(config).items()}, "attribute": attribute, "sft": sft.name,
+           "rm": rm_path.name, "seed": seed}
+    return models.cached("ppo_policy", cfg, build, root)
+
+
+def load_history(path) -> dict[str, list]:
+    """The training history saved by :func:`trained_policy_path`."""
+    import json
+    from pathlib import Path
+    return json.loads((Path(path) / "history.json").read_text())

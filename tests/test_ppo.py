@@ -212,3 +212,10 @@ def test_train_bad_inputs(tiny_sft):
     with pytest.raises(ValueError):      # one reward for the whole batch
         ppo.train(models.frozen_copy(model).requires_grad_(True), models.frozen_copy(model), tok,
                   lambda p, r: torch.zeros(1), ["User: a\nAssistant:"], cfg)
+
+
+def test_world_eval_keys_and_values():
+    out = ppo.world_eval(["User: How can I sleep better?\nAssistant:"] * 2,
+                         ["Keep your bedroom cool and dark.", "1.\n1.\n1."])
+    assert set(out) == {"gold_helpful", "gold_harmless", "list_rate", "repeats", "garbled"}
+    assert all(isinstance(v, float) for v in out.values()) and out["garbled"] > 0
