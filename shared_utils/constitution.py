@@ -28,8 +28,11 @@ and a05 has students build it:
   information a revision needs (with topic-level rewrites it would not).
 - **The corpus and the feedback model** (:func:`cai_corpus`, :func:`feedback_model`): dialogues
   of the world plus critique/revision transcripts (with enough "No problems." ones) and
-  multiple-choice comparisons (better answer in a random slot), on which a tiny GPT-2 is warm-
-  started from the base LM and cached with :func:`models.cached`.
+  multiple-choice comparisons (better answer in a random slot), on which a tiny GPT-2 is trained
+  from scratch (then a second stage with the loss on its outputs) and cached with
+  :func:`models.cached`. It learns the constitution's judgments from this corpus; in fast mode it
+  is weak (lecture 05 measures how weak: imprecise critiques, revisions that ignore them, nearly
+  flat multiple-choice labels).
 - **The loop** (:func:`critique_revise`, :func:`critique_revise_batch`) over any
   ``generate_fn(prompt) -> str`` (:func:`make_generate_fn` adapts a causal LM by name or path).
 - **AI feedback** (:func:`ai_preference`, :func:`choice_logps`, :func:`ai_label_pairs`): the
@@ -569,7 +572,7 @@ def feedback_model_path(preset: str | None = None, seed: int = 0, root: Path | N
     """
     name, p = _feedback_preset(preset)
     device = device or runtime.get_device()
-    stage1 = _stage1_path(name, p, seed, root, device)
+    stage1 = _stage1_path(p, seed, root, device)
     focus = FOCUS_PRESETS.get(name)
     if focus is None:
         return stage1
@@ -587,7 +590,8 @@ def feedback_model_path(preset: str | None = None, seed: int = 0, root: Path | N
                          build, root)
 
 
-def _stage1_path(name: str, p: FeedbackPreset, seed: int, root, device) -> Path:
+def _stage1_path(p: FeedbackPreset, seed: int, root, device) -> Path:
+    """Folder of stage 1 of the feedback model (see :func:`feedback_model_path`)."""
 
     def build(folder: Path):
         corpus = cai_corpus(p.corpus, seed)

@@ -129,6 +129,21 @@ def test_batch_loop_matches_single_and_direct_mode_skips_critiques():
     assert single[0] == single[1]  # same rng seed per call: same principles
 
 
+def test_loss_on_outputs_splits_transcripts_at_the_first_output(tiny_sft):
+    corpus = {"full": ["User: q\nAssistant: a\nCritique request: r\nCritique: No problems.\nRevision: a",
+                       "User: q\nAssistant: a\nRevision request: r\nRevision: b", "User: q\nAssistant: a"],
+              "prompted": [("x", " (A)")]}
+    rows = C._loss_on_outputs(corpus)
+    assert rows[0] == ("User: q\nAssistant: a\nCritique request: r\nCritique:", " No problems.\nRevision: a", False)
+    assert rows[1][0].endswith("\nRevision:") and rows[1][1] == " b" and rows[1][2] is False
+    assert rows[2] == ("User: q\nAssistant: a", "", True) and rows[3] == ("x", " (A)", False)
+    _, tok = tiny_sft
+    long = "User: How can I sleep better?\nAssistant:" + " Okay." * 50
+    cut = C.fit_prompt(tok, long, 20)
+    assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= 21 and long.endswith(cut.strip()[-20:])
+    assert C.fit_prompt(tok, "short", 20) == "short" and C.fit_prompt(tok, long, None) == long
+
+
 def test_cut_at_stop():
     assert C.cut_at_stop(" No problems.\nRevision request: Rewrite") == "No problems."
     assert C.cut_at_stop("1. a.\n2. b.") == "1. a.\n2. b."
