@@ -230,7 +230,7 @@ class PPOConfig:
 
 
 PPO_PRESETS = {
-    "fast": PPOConfig(iterations=40, prompts_per_iter=16, samples_per_prompt=4, max_new_tokens=48),
+    "fast": PPOConfig(iterations=30, prompts_per_iter=12, samples_per_prompt=4, max_new_tokens=48),
     "full": PPOConfig(iterations=150, prompts_per_iter=32, samples_per_prompt=4, max_new_tokens=64,
                       ppo_epochs=4, minibatches=4),
 }

@@ -163,7 +163,7 @@ def test_config_rejects_bad_values(bad):
 
 def test_presets_are_valid_configs():
     assert set(ppo.PPO_PRESETS) == {"fast", "full"}
-    assert ppo.PPO_PRESETS["fast"].batch_size == 64
+    assert ppo.PPO_PRESETS["fast"].batch_size == 48
     assert ppo.PPO_PRESETS["fast"].with_(beta=0.0).beta == 0.0
     with pytest.raises(ValueError):
         ppo.PPO_PRESETS["fast"].with_(beta=-1.0)
