@@ -1,9 +1,10 @@
 """Execute every notebook under lectures/ and solutions/ in fast mode; record wall times.
 
 A notebook fails the test if any cell raises or if it runs over twice its fast-mode budget
-(lectures: 3 min, solutions: 2 min, on a 2-core CPU with warm model caches). The measured
-times are written to tests/_artifacts/notebook_times.md (the README's runtime table is
-copied from it).
+(lectures: 3 min, solutions: 2 min, on a 2-core CPU with warm model caches). A run that had
+to build cached artifacts first (a new entry appeared in the cache) is a one-off cold run:
+its time is recorded as such and not held to the budget. The measured times are written to
+tests/_artifacts/notebook_times.md (the README's runtime table is copied from it).
 """
 import json
 import os
@@ -20,15 +21,21 @@ BUDGET = {"lectures": 180, "solutions": 120}
 ARTIFACTS = ROOT / "tests" / "_artifacts"
 
 
-def _record(name: str, seconds: float) -> None:
+def _record(name: str, seconds: float, cold: bool) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     store = ARTIFACTS / "notebook_times.json"
     times = json.loads(store.read_text()) if store.exists() else {}
-    times[name] = round(seconds, 1)
+    times[name] = {"seconds": round(seconds, 1), "cache": "cold" if cold else "warm"}
     store.write_text(json.dumps(times, indent=1, sort_keys=True))
-    rows = "\n".join(f"| {k} | {v:.0f} s | {BUDGET[k.split('/')[0]]} s |" for k, v in sorted(times.items()))
+    rows = "\n".join(f"| {k} | {v['seconds']:.0f} s | {v['cache']} | {BUDGET[k.split('/')[0]]} s |"
+                     for k, v in sorted(times.items()))
     (ARTIFACTS / "notebook_times.md").write_text(
-        "| notebook | fast-mode wall time | budget |\n|---|---|---|\n" + rows + "\n")
+        "| notebook | fast-mode wall time | cache | budget (warm) |\n|---|---|---|---|\n" + rows + "\n")
+
+
+def _cache_entries() -> set[str]:
+    from shared_utils import runtime
+    return {p.name for p in runtime.cache_dir().iterdir() if not p.name.startswith(".")}
 
 
 @pytest.mark.slow
@@ -39,11 +46,14 @@ def test_notebook_runs(path):
     os.environ.setdefault("MPLBACKEND", "Agg")
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
+    before = _cache_entries()
     t0 = time.time()
     client.execute()
     elapsed = time.time() - t0
+    cold = bool(_cache_entries() - before)
     name = str(path.relative_to(ROOT))
-    _record(name, elapsed)
+    _record(name, elapsed, cold)
     budget = BUDGET[path.relative_to(ROOT).parts[0]]
-    print(f"{name}: {elapsed:.0f} s (budget {budget} s)")
-    assert elapsed < 2 * budget, f"{name} took {elapsed:.0f} s, over twice its {budget} s budget"
+    print(f"{name}: {elapsed:.0f} s ({'cold cache: built artifacts' if cold else 'warm cache'}; budget {budget} s)")
+    if not cold:
+        assert elapsed < 2 * budget, f"{name} took {elapsed:.0f} s, over twice its {budget} s budget"
