@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from . import models, runtime, sampling, world
+from .models import context_length
 
 
 # --------------------------------------------------------------------------- the constitution
@@ -671,12 +672,6 @@ def cut_at_stop(text: str, stop: Sequence[str] = STOP) -> str:
     """``text`` up to the first stop string (the start of the format's next line), stripped."""
     cut = min([i for i in (text.find(s) for s in stop) if i >= 0], default=len(text))
     return text[:cut].strip()
-
-
-def context_length(model) -> int | None:
-    """The model's maximum number of positions (``n_positions`` or ``max_position_embeddings``), if known."""
-    config = getattr(model, "config", None)
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
 def fit_prompt(tokenizer, prompt: str, max_tokens: int | None) -> str:

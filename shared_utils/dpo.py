@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import sampling, world
+from .models import context_length
 
 LossFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 LogpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -124,12 +125,6 @@ def encode_pairs(tokenizer, prompts: list[str], chosen: list[str], rejected: lis
                              f"{roll.prompt_ids.shape[1]} tokens; raise it.")
         out = {k: v[:, :max_length] for k, v in out.items()}
     return out
-
-
-def context_length(model) -> int | None:
-    """The longest sequence ``model`` can embed (``n_positions``/``max_position_embeddings``), or None."""
-    cfg = getattr(model, "config", None)
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
 
 
 def pair_logps(model, batch: dict[str, torch.Tensor], logps_fn: LogpsFn = sequence_logps

@@ -348,6 +348,12 @@ def training_losses(path: Path) -> list[float]:
 
 
 # --------------------------------------------------------------------------- loading
+def context_length(model) -> int | None:
+    """The longest sequence ``model`` can embed (``n_positions`` / ``max_position_embeddings``), or None."""
+    config = getattr(model, "config", None)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
 def check_pair(model, tokenizer) -> None:
     """Raise ValueError if ``tokenizer`` produces ids ``model`` cannot embed, or has no pad."""
     n_emb = model.get_input_embeddings().weight.shape[0]

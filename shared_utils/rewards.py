@@ -122,10 +122,6 @@ def rewards_of(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> 
     return model(input_ids=input_ids, attention_mask=attention_mask).logits.squeeze(-1).float()
 
 
-def _context_length(model) -> int | None:
-    return getattr(getattr(model, "config", None), "n_positions", None)
-
-
 LossFn = Callable[..., torch.Tensor]
 
 
@@ -200,7 +196,7 @@ def train_reward_model(model, tokenizer, dataset, epochs: float = 2.0, lr: float
     if epochs <= 0 or lr <= 0 or batch_size < 1 or (max_steps is not None and max_steps < 1):
         raise ValueError("need epochs > 0, lr > 0, batch_size >= 1 and max_steps >= 1 (or None).")
     device = device or next(model.parameters()).device
-    data = encode_pairs(tokenizer, dataset, max_len or _context_length(model))
+    data = encode_pairs(tokenizer, dataset, max_len or models.context_length(model))
     n = data["chosen_ids"].shape[0]
     steps = max(1, math.ceil(epochs * n / batch_size))
     if max_steps is not None:
@@ -247,7 +243,7 @@ def score(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], ba
     if len(prompts) == 0:
         raise ValueError("nothing to score (empty list of prompts).")
     device = next(model.parameters()).device
-    max_len = max_len or _context_length(model)
+    max_len = max_len or models.context_length(model)
     was_training = model.training
     model.eval()
     out = []
