@@ -26,11 +26,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm

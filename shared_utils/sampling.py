@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .models import check_pair
+
 
 @dataclass
 class Rollout:
@@ -70,11 +72,6 @@ def _filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None)
     return logits
 
 
-def _check_model_tokenizer(model, tokenizer):
-    from .models import check_pair
-    check_pair(model, tokenizer)
-
-
 def encode_prompts(tokenizer, prompts: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt ids and mask, (B, P)."""
     if not prompts:
@@ -122,7 +119,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 64,
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    _check_model_tokenizer(model, tokenizer)
+    check_pair(model, tokenizer)
     if len(prompts) > batch_size:
         parts = [generate(model, tokenizer, prompts[i:i + batch_size], max_new_tokens, temperature,
                           top_k, top_p, generator, batch_size) for i in range(0, len(prompts), batch_size)]

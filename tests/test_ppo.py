@@ -182,11 +182,8 @@ def test_policy_and_values_align_with_sampling(tiny_sft):
 
 
 @pytest.mark.slow
-def test_train_moves_policy_toward_reward(tiny_sft):
-    model, tok = tiny_sft
-    policy = models.frozen_copy(model).requires_grad_(True)
-    ref = models.frozen_copy(model)
-    before = [p.detach().clone() for p in policy.parameters()]
+def test_train_moves_policy_toward_reward(trainable_copy):
+    policy, ref, tok, before = trainable_copy
 
     def short(prompts, responses):                       # reward: be brief
         return torch.tensor([-len(r) / 20 for r in responses])

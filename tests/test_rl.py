@@ -50,12 +50,8 @@ def test_config_validation():
 
 
 @pytest.mark.slow
-def test_reinforce_train_raises_reward_and_changes_parameters(tiny_sft):
-    from shared_utils import models
-    model, tok = tiny_sft
-    policy = models.frozen_copy(model).requires_grad_(True)
-    ref = models.frozen_copy(model)
-    before = [p.detach().clone() for p in policy.parameters()]
+def test_reinforce_train_raises_reward_and_changes_parameters(trainable_copy):
+    policy, ref, tok, before = trainable_copy
     prompts = [world.format_prompt(q) for q in world.all_questions(harmful=False)]
 
     def shortness(ps, rs):  # reward: end early
