@@ -30,9 +30,9 @@ and a05 has students build it:
   of the world plus critique/revision transcripts (with enough "No problems." ones) and
   multiple-choice comparisons (better answer in a random slot), on which a tiny GPT-2 is trained
   from scratch (then a second stage with the loss on its outputs) and cached with
-  :func:`models.cached`. It learns the constitution's judgments from this corpus; in fast mode it
-  is weak (lecture 05 measures how weak: imprecise critiques, revisions that ignore them, nearly
-  flat multiple-choice labels).
+  :func:`models.cached`. It learns the constitution's judgments from this corpus, and lecture 05
+  measures how well: critique precision/recall per violation kind, whether revisions follow the
+  critique (counterfactual critiques in the corpus make them), and the labels' agreement with gold.
 - **The loop** (:func:`critique_revise`, :func:`critique_revise_batch`) over any
   ``generate_fn(prompt) -> str`` (:func:`make_generate_fn` adapts a causal LM by name or path).
 - **AI feedback** (:func:`ai_preference`, :func:`choice_logps`, :func:`ai_label_pairs`): the
@@ -62,7 +62,7 @@ KINDS = ("harmful", "rude", "evasive", "off_topic", "repeat", "garbled")
 LABELS = {"harmful": "Harmful", "rude": "Rude", "evasive": "Evasive", "off_topic": "Off topic",
           "repeat": "Repeated", "garbled": "Unclear"}
 NO_PROBLEMS = "No problems."
-FORMAT_VERSION = 1  # bump when a format, the constitution or the corpus changes (rebuilds the cache)
+FORMAT_VERSION = 2  # bump when a format, the constitution or the corpus changes (rebuilds the cache)
 
 
 @dataclass(frozen=True)
@@ -223,8 +223,9 @@ def minimal_revision(prompt: str, response: str, violations: Sequence[Violation]
     """``response`` with exactly the named ``violations`` fixed and everything else kept.
 
     Rude, off-topic, repeated and garbled sentences are deleted; harmful items are deleted and,
-    where the first one stood, the response declines (a refusal unless it has one) and offers
-    the topic's safe alternatives; an evasive refusal is replaced by the first two on-topic items
+    where the first one stood, the response to a harmful request declines (a refusal unless it has
+    one) and offers the topic's safe alternatives (in a benign answer a stray harmful item is just
+    deleted); an evasive refusal is replaced by the first two on-topic items
     the response does not have. A body left empty gets one on-topic item (benign request) or a
     refusal (harmful request). List formatting is kept while the body has two or more sentences.
     """
@@ -250,7 +251,7 @@ def minimal_revision(prompt: str, response: str, violations: Sequence[Violation]
                 or flagged(s, "rude"):
             continue
         if flagged(s, "harmful") and not repeat:
-            if not declined:
+            if not declined and info.harmful:   # a stray harmful item in a benign answer is just deleted
                 has_refusal = any(_KINDS_OF.get(x) == "refusal" for x in body)
                 new += ([] if has_refusal else [world.REFUSALS[1]])
                 new += [a for a in world.HARMFUL[info.topic]["alternatives"] if a not in body]
@@ -361,21 +362,23 @@ class CorpusConfig:
 
     Fields:
         n_examples (int, 24000): training rows in all.
-        frac_transcripts (float, 0.3): critique → revision transcripts (loss on every token).
+        frac_transcripts (float, 0.25): critique → revision transcripts (loss on every token).
         frac_direct (float, 0.05): direct revisions, no critique step.
-        frac_counterfactual (float, 0.08): revisions after a critique that names only some of
-            the violations — loss on the revision only — so the revision must follow the critique.
-        frac_choice (float, 0.12): multiple-choice comparisons, better answer in a random slot.
+        frac_counterfactual (float, 0.2): revisions after a critique that names a random subset
+            (none … all) of the violations — loss on the revision only — so the revision must
+            follow the critique: in a transcript the critique is a function of the response and
+            the principle, and a model can learn to revise without reading it.
+        frac_choice (float, 0.2): multiple-choice comparisons, better answer in a random slot.
         p_harmful (float, 0.5): share of harmful requests in transcripts and comparisons.
         p_clean (float, 0.2): share of transcripts whose response is already fixed ("No problems.").
         p_garble (float, 0.15): share of responses with one garbled sentence.
     The rest are the world's dialogues (``world.corpus``).
     """
     n_examples: int = 24000
-    frac_transcripts: float = 0.3
+    frac_transcripts: float = 0.25
     frac_direct: float = 0.05
-    frac_counterfactual: float = 0.08
-    frac_choice: float = 0.12
+    frac_counterfactual: float = 0.2
+    frac_choice: float = 0.2
     p_harmful: float = 0.5
     p_clean: float = 0.2
     p_garble: float = 0.15
@@ -443,8 +446,9 @@ def cai_corpus(cfg: CorpusConfig, seed: int = 0) -> dict[str, list]:
         elif i < counts["transcripts"] + counts["direct"]:
             full.append("".join(transcript(prompt, response, principle, direct=True)))
         else:
-            every = find_violations(prompt, response)
-            some = [v for v in every if rng.random() < 0.5]
+            every = find_violations(prompt, response)    # name 0 … all of them, any kinds
+            keep = set(rng.permutation(len(every))[:int(rng.integers(len(every) + 1))].tolist())
+            some = [v for i, v in enumerate(every) if i in keep]
             prompted.append(transcript(prompt, response, principle, some))
     made = 0
     while made < counts["choice"]:
@@ -479,11 +483,14 @@ class FeedbackPreset:
             raise ValueError("epochs and lr must be positive and batch_size at least 1.")
 
 
+# Small batches and two passes: copying a response with one sentence changed (a minimal edit) needs
+# many optimizer steps before a 2-layer model learns it; with 16-row batches and one pass the
+# revisions ignored their critiques (lecture 05 §4.3 measures this).
 FEEDBACK_PRESETS = {
     "fast": FeedbackPreset(models.Preset(n_layer=2, n_embd=128, n_head=4, n_positions=256),
-                           CorpusConfig(n_examples=14000), epochs=1.0, lr=2e-3, batch_size=16),
+                           CorpusConfig(n_examples=14000), epochs=2.0, lr=2e-3, batch_size=4),
     "full": FeedbackPreset(models.Preset(n_layer=4, n_embd=256, n_head=4, n_positions=256),
-                           CorpusConfig(n_examples=80000), epochs=1.5, lr=1e-3),
+                           CorpusConfig(n_examples=80000), epochs=2.0, lr=1e-3, batch_size=16),
     "test": FeedbackPreset(models.Preset(n_layer=1, n_embd=32, n_head=2, n_positions=256, vocab_size=400),
                            CorpusConfig(n_examples=600), epochs=1.0, batch_size=8),
 }
@@ -501,31 +508,37 @@ def pack_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str],
     """Examples ``prompt + completion + eos`` packed greedily into rows of at most ``max_len`` tokens.
 
     The :func:`models.tokenize_dialogues` layout (``input_ids``, ``attention_mask``, ``labels`` with
-    −100 where no loss), without the padding that short dialogues next to long transcripts would
-    cost: the loss covers the whole example where ``loss_on_prompt[i]``, else its completion only.
-    An example longer than ``max_len`` is truncated.
+    −100 where no loss) plus ``position_ids`` that restart at 0 for every example, without the
+    padding that short dialogues next to long transcripts would cost. :func:`models.lm_loss` turns
+    restarting positions into a block-diagonal causal mask, so an example never attends to the one
+    packed before it (it would otherwise learn to copy sentences from an unrelated transcript) and
+    sees the positions it will see at inference. The loss covers the whole example where
+    ``loss_on_prompt[i]``, else its completion only. An example longer than ``max_len`` is truncated.
     """
     if not (len(prompts) == len(completions) == len(loss_on_prompt)) or not prompts:
         raise ValueError("need equally many (≥ 1) prompts, completions and loss_on_prompt flags.")
     p_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     c_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
-    rows, row, lab = [], [], []
+    rows, row, lab, pos = [], [], [], []
     for p, c, whole in zip(p_ids, c_ids, loss_on_prompt):
         ids = (p + c + [tokenizer.eos_token_id])[:max_len]
         labels = ids if whole else ([-100] * len(p) + ids[len(p):])[:max_len]
         if len(row) + len(ids) > max_len:
-            rows.append((row, lab)); row, lab = [], []
-        row, lab = row + ids, lab + labels
-    rows.append((row, lab))
-    L = max(len(r) for r, _ in rows)
+            rows.append((row, lab, pos)); row, lab, pos = [], [], []
+        row, lab, pos = row + ids, lab + labels, pos + list(range(len(ids)))
+    rows.append((row, lab, pos))
+    L = max(len(r) for r, _, _ in rows)
     out = torch.full((len(rows), L), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), L), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), L), dtype=torch.long)
-    for i, (r, l) in enumerate(rows):
+    positions = torch.arange(L).repeat(len(rows), 1)   # the padding tail is a segment of its own
+    for i, (r, l, q) in enumerate(rows):
         out[i, :len(r)] = torch.tensor(r)
         labels[i, :len(r)] = torch.tensor(l)
         mask[i, :len(r)] = 1
-    return {"input_ids": out, "attention_mask": mask, "labels": labels}
+        positions[i, :len(r)] = torch.tensor(q)
+        positions[i, len(r):] = torch.arange(L - len(r))
+    return {"input_ids": out, "attention_mask": mask, "labels": labels, "position_ids": positions}
 
 
 @dataclass(frozen=True)
@@ -542,10 +555,11 @@ class FocusPreset:
 
 
 FOCUS_PRESETS = {
-    "fast": FocusPreset(CorpusConfig(n_examples=6000, frac_transcripts=0.5, frac_direct=0.05,
-                                     frac_counterfactual=0.15, frac_choice=0.2)),
-    "full": FocusPreset(CorpusConfig(n_examples=20000, frac_transcripts=0.5, frac_direct=0.05,
-                                     frac_counterfactual=0.15, frac_choice=0.2), lr=5e-4, batch_size=32),
+    "fast": FocusPreset(CorpusConfig(n_examples=6000, frac_transcripts=0.35, frac_direct=0.05,
+                                     frac_counterfactual=0.3, frac_choice=0.3), epochs=2.0, batch_size=4),
+    "full": FocusPreset(CorpusConfig(n_examples=20000, frac_transcripts=0.35, frac_direct=0.05,
+                                     frac_counterfactual=0.3, frac_choice=0.3), epochs=2.0, lr=5e-4,
+                        batch_size=16),
 }
 
 

@@ -162,8 +162,16 @@ def tokenize_dialogues(tokenizer, prompts: list[str], completions: list[str], ma
 
 
 def lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over positions whose label is not −100."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Mean next-token cross-entropy over positions whose label is not −100.
+
+    With ``position_ids`` in ``batch`` (packed rows, :func:`constitution.pack_examples`) the
+    attention mask is left out: the model then reads positions that restart at 0 as the starts
+    of independent examples (a block-diagonal causal mask; needs ``use_cache=False``).
+    """
+    if "position_ids" in batch:
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
                                        batch["labels"][:, 1:].flatten(), ignore_index=-100)
 

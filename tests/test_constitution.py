@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared_utils import constitution as C, world
+from shared_utils import constitution as C, models, world
 
 PRANK = world.format_prompt("How do I get back at my roommate?")
 SLEEP = world.format_prompt("How can I sleep better?")
@@ -52,6 +52,10 @@ def test_minimal_revision_fixes_exactly_the_named_violations():
     assert world.parse_response(SLEEP, ev).n_items == 2 and not world.parse_response(SLEEP, ev).refusal
     # nothing named: unchanged (up to rendering)
     assert C.minimal_revision(SLEEP, "Okay. Keep a regular bedtime.", []) == "Okay. Keep a regular bedtime."
+    # a stray harmful item in an answer to a benign request is deleted (there is nothing to decline)
+    stray = "Keep a regular bedtime. Put glue on their door handle."
+    clean = C.minimal_revision(SLEEP, stray, C.find_violations(SLEEP, stray))
+    assert clean == "Keep a regular bedtime." and C.find_violations(SLEEP, clean) == []
 
 
 def test_revision_of_all_violations_is_clean_and_raises_gold_harmlessness():
@@ -202,6 +206,25 @@ def test_pack_examples_keeps_every_token_and_masks_prompts(tiny_sft):
     assert data["input_ids"].shape[1] <= 64 and data["input_ids"].shape[0] < len(prompts)
     with pytest.raises(ValueError):
         C.pack_examples(tok, [], [], [], 64)
+
+
+def test_packed_examples_do_not_see_each_other(tiny_sft):
+    # positions restart at every example, and the loss's forward pass turns that into a block-diagonal
+    # mask: each packed example gets exactly the logits it gets alone, at positions 0, 1, ...
+    model, tok = tiny_sft
+    texts = [world.format_prompt("How can I sleep better?") + " Keep a regular bedtime.",
+             world.format_prompt("How do I start running?") + " Start with short easy runs."]
+    data = C.pack_examples(tok, texts, ["", ""], [True, True], 128)
+    assert data["input_ids"].shape[0] == 1
+    n0 = len(tok(texts[0], add_special_tokens=False)["input_ids"]) + 1
+    assert data["position_ids"][0, :n0].tolist() == list(range(n0))
+    assert data["position_ids"][0, n0] == 0
+    with torch.no_grad():
+        packed = model(input_ids=data["input_ids"], position_ids=data["position_ids"], use_cache=False).logits[0]
+        alone = model(input_ids=data["input_ids"][:, n0:n0 + 8]).logits[0]
+    assert torch.allclose(packed[n0:n0 + 8], alone, atol=1e-4)
+    loss = models.lm_loss(model, data)   # the path train_lm takes
+    assert torch.isfinite(loss)
 
 
 @pytest.mark.slow
