@@ -1,4 +1,6 @@
 """Tests for shared_utils.constitution: violations, minimal edits, formats, the loop, AI labels."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +244,29 @@ def test_feedback_model_builds_generates_and_scores(tiny_cache):
     assert 0 < float(labels["p_a"][0]) < 1 and set(labels["per_principle"]) == {"harm", "rude", "general"}
     with pytest.raises(ValueError):
         C.make_generate_fn(model, tok, chat_template=True)
+
+
+def test_generate_fn_sends_prompts_through_a_chat_template(tiny_sft, monkeypatch):
+    # the Colab path (an instruct model by name) offline: a tokenizer with a chat template gets the
+    # prompt as one user message, wrapped by its template, and the loop runs through it unchanged
+    model, tok = tiny_sft
+    tok = copy.deepcopy(tok)
+    tok.chat_template = ("{% for m in messages %}U: {{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}A:{% endif %}")
+    seen = []
+    real = C.sampling.generate
+
+    def spy(model, tokenizer, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return real(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(C.sampling, "generate", spy)
+    gen = C.make_generate_fn(model, tok, max_new_tokens=8, chat_template=True)
+    assert isinstance(gen("How are you?"), str) and seen == ["U: How are you?\nA:"]
+    rounds = C.critique_revise(gen, SLEEP, "Okay. Keep a regular bedtime.", C.CONSTITUTION[:1], 1,
+                               np.random.default_rng(0))
+    # the loop's prompts are wrapped too (and, too long for this tiny model's context, keep their end)
+    assert len(seen) == 3 and all(p.endswith("\nA:") for p in seen)
+    assert seen[1].endswith(f"Critique request: {C.CONSTITUTION[0].critique_request}\nCritique:\nA:")
+    assert seen[2].endswith(f"Revision request: {C.CONSTITUTION[0].revision_request}\nRevision:\nA:")
+    assert isinstance(rounds[0]["revision"], str)
