@@ -531,13 +531,12 @@ def pack_examples(tokenizer, prompts: Sequence[str], completions: Sequence[str],
     out = torch.full((len(rows), L), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), L), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), L), dtype=torch.long)
-    positions = torch.arange(L).repeat(len(rows), 1)   # the padding tail is a segment of its own
+    positions = torch.zeros((len(rows), L), dtype=torch.long)
     for i, (r, l, q) in enumerate(rows):
         out[i, :len(r)] = torch.tensor(r)
         labels[i, :len(r)] = torch.tensor(l)
         mask[i, :len(r)] = 1
-        positions[i, :len(r)] = torch.tensor(q)
-        positions[i, len(r):] = torch.arange(L - len(r))
+        positions[i] = torch.tensor(q + list(range(L - len(r))))   # the padding tail is a segment of its own
     return {"input_ids": out, "attention_mask": mask, "labels": labels, "position_ids": positions}
 
 
