@@ -91,15 +91,6 @@ def reward_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor
 
 
 # --------------------------------------------------------------------------- the batch wrapper
-def _check_dataset(dataset) -> None:
-    missing = {"prompt", "chosen", "rejected"} - set(dataset.column_names)
-    if missing:
-        raise ValueError(f"the preference dataset lacks columns {sorted(missing)}; "
-                         "use world.preference_dataset (prompt/chosen/rejected).")
-    if len(dataset) == 0:
-        raise ValueError("the preference dataset is empty.")
-
-
 def encode_pairs(tokenizer, prompts: list[str], chosen: list[str], rejected: list[str], device=None,
                  max_length: int | None = None) -> dict[str, torch.Tensor]:
     """B pairs as 2B rows ``[chosen_1..B, rejected_1..B]`` of ``[left-padded prompt | response + eos]``.
@@ -221,7 +212,7 @@ def dpo_train(policy, ref, tokenizer, dataset, config: DPOTrainConfig, eval_data
     ``chosen_reward``, ``rejected_reward``, ``chosen_logp``, ``rejected_logp``; per evaluation
     ``eval_step``, ``eval_accuracy``, ``eval_margin``, ``eval_loss``. The policy ends in eval mode.
     """
-    _check_dataset(dataset)
+    world.check_preference_dataset(dataset)
     if ref is policy:
         raise ValueError("ref must be a separate frozen model: pass models.frozen_copy(policy) before training.")
     device = next(policy.parameters()).device
@@ -269,7 +260,7 @@ def evaluate_pairs(policy, ref, tokenizer, dataset, beta: float, batch_size: int
     (N,) and, if the dataset has gold columns, ``gold_accuracy`` (order as gold, over pairs
     where gold differs). The policy's train/eval mode is restored afterwards.
     """
-    _check_dataset(dataset)
+    world.check_preference_dataset(dataset)
     device = next(policy.parameters()).device
     was_training = policy.training
     policy.eval()

@@ -140,21 +140,12 @@ def pair_loss(model, batch: dict[str, torch.Tensor], loss_fn: LossFn = bradley_t
     return loss, chosen, rejected
 
 
-def _check_dataset(dataset) -> None:
-    missing = {"prompt", "chosen", "rejected"} - set(getattr(dataset, "column_names", []) or [])
-    if missing:
-        raise ValueError(f"a preference dataset needs columns prompt/chosen/rejected; missing {sorted(missing)} "
-                         "(build one with world.preference_dataset).")
-    if len(dataset) == 0:
-        raise ValueError("the preference dataset is empty.")
-
-
 def encode_pairs(tokenizer, dataset, max_len: int | None = None) -> dict[str, torch.Tensor]:
     """Chosen and rejected rows of a preference dataset, each (N, L), padded to one width L.
 
     Carries ``margin`` (N,) along if the dataset has a ``margin`` column.
     """
-    _check_dataset(dataset)
+    world.check_preference_dataset(dataset)
     c_ids, c_mask = encode_texts(tokenizer, dataset["prompt"], dataset["chosen"], max_len)
     r_ids, r_mask = encode_texts(tokenizer, dataset["prompt"], dataset["rejected"], max_len)
     L = max(c_ids.shape[1], r_ids.shape[1])
@@ -262,7 +253,7 @@ def evaluate_reward_model(model, tokenizer, dataset, batch_size: int = 128) -> d
     ``gold_rejected``), ``loss`` (Bradley-Terry), ``n_pairs``, and the tensors
     ``chosen_rewards``/``rejected_rewards`` (N,).
     """
-    _check_dataset(dataset)
+    world.check_preference_dataset(dataset)
     prompts = list(dataset["prompt"])
     chosen = score(model, tokenizer, prompts, list(dataset["chosen"]), batch_size)
     rejected = score(model, tokenizer, prompts, list(dataset["rejected"]), batch_size)

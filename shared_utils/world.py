@@ -566,6 +566,16 @@ def completion_dataset(n: int, seed: int = 0, behaviour="sft", p_harmful: float 
                      "completion": [" " + sample_response(q, rng, behaviour) for q in qs]})
 
 
+def check_preference_dataset(dataset) -> None:
+    """Raise ValueError unless ``dataset`` has rows and TRL's preference columns prompt/chosen/rejected."""
+    missing = {"prompt", "chosen", "rejected"} - set(getattr(dataset, "column_names", []) or [])
+    if missing:
+        raise ValueError(f"a preference dataset needs columns prompt/chosen/rejected; missing {sorted(missing)} "
+                         "(build one with world.preference_dataset).")
+    if len(dataset) == 0:
+        raise ValueError("the preference dataset is empty.")
+
+
 def preference_dataset(n: int, attribute: str = "helpful", seed: int = 0, behaviour="sft",
                        p_harmful: float = 0.25, with_gold: bool = True):
     """``Dataset`` of annotated pairs with ``prompt``/``chosen``/``rejected`` (TRL's columns).

@@ -104,6 +104,11 @@ def test_datasets_have_trl_columns():
     assert ds.column_names[:3] == ["prompt", "chosen", "rejected"]
     assert all(c != r for c, r in zip(ds["chosen"], ds["rejected"]))
     assert ds["prompt"] == world.preference_dataset(20, "harmless", seed=3)["prompt"]
+    world.check_preference_dataset(ds)
+    with pytest.raises(ValueError, match="missing \\['rejected'\\]"):
+        world.check_preference_dataset(ds.remove_columns("rejected"))
+    with pytest.raises(ValueError, match="empty"):
+        world.check_preference_dataset(ds.select([]))
 
 
 def test_bad_inputs_raise_clear_errors():
